@@ -10,7 +10,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -73,7 +74,7 @@ def connect(url: str) -> Database:
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return Database(url, engine, async_sessionmaker(engine, expire_on_commit=False))
+    return Database(url, engine, async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

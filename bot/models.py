@@ -261,13 +261,5 @@ class LeakAlert(SQLModel, table=True):
     seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-class SandboxAutomation(SQLModel, table=True):
-    """The embedded sample helpdesk's automations (GUARD_PLATFORM=sandbox)."""
-
-    __tablename__ = "sandbox_automations"
-
-    kind: str = Field(primary_key=True, max_length=50)
-    automation_id: str = Field(primary_key=True, max_length=100)
-    definition: dict[str, Any] = _json()
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    writes: int = 0
+# The sandbox keeps its table beside its adapter; importing it registers the table on the metadata.
+import adapters.sandbox  # noqa: E402, F401

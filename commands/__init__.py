@@ -1,0 +1,16 @@
+"""Every subcommand of `/migration` (and of the CLI), registered here explicitly."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from commands import help, history, pause, restore, snapshot, status
+
+REGISTRY: dict[str, ModuleType] = {
+    "help": help,
+    "snapshot": snapshot,
+    "pause": pause,
+    "restore": restore,
+    "status": status,
+    "history": history,
+}
