@@ -61,6 +61,10 @@ class Outcome:
 async def take_snapshot(deps: Deps, *, actor: str) -> tuple[Snapshot, list[Automation]]:
     """Read every automation and store it; the snapshot is written before anything changes."""
     automations = await deps.platform.list_automations()
+    return await save_snapshot(deps, automations, actor=actor), automations
+
+
+async def save_snapshot(deps: Deps, automations: Sequence[Automation], *, actor: str) -> Snapshot:
     async with deps.db.session() as session:
         snapshot = await store.save_snapshot(
             session,
@@ -79,7 +83,7 @@ async def take_snapshot(deps: Deps, *, actor: str) -> tuple[Snapshot, list[Autom
             detail={"snapshot_id": snapshot.id, "automations": len(automations)},
         )
         await session.commit()
-    return snapshot, automations
+    return snapshot
 
 
 async def preview_pause(deps: Deps, options: PauseOptions) -> tuple[list[Automation], list[PlannedChange]]:
@@ -99,8 +103,9 @@ async def request_pause(
 ) -> Outcome:
     """Snapshot, plan and store a pause request (`pending`, or `approved` for break-glass CLI)."""
     await _refuse_if_guarded(deps)
-    snapshot, automations = await take_snapshot(deps, actor=actor)
-    planned = plan_pause(deps.platform, automations, options)
+    automations = await deps.platform.list_automations()
+    planned = plan_pause(deps.platform, automations, options)  # bad options fail here, storing nothing
+    snapshot = await save_snapshot(deps, automations, actor=actor)
     options_json = {"mode": options.mode, "only": sorted(options.only), "keep": sorted(options.keep)}
     return await _store_request(
         deps,

@@ -94,7 +94,7 @@ DEFAULT_SCOPES = (
 POST_2020_PARAMS: dict[str, frozenset[str]] = {
     # AsyncWebClient(team_id=...) adds team_id to every call (org-wide installs).
     "*": frozenset({"team_id"}),
-    # metadata (2022), markdown_text (2025), container_id (2025 agents) are chat_postMessage kwargs.
+    # Newer chat_postMessage kwargs (message metadata, markdown_text, container_id for agent threads).
     "chat.postMessage": frozenset({"metadata", "markdown_text", "container_id"}),
     # chat_update: file_ids, reply_broadcast, metadata, markdown_text.
     "chat.update": frozenset({"metadata", "markdown_text", "file_ids", "reply_broadcast"}),
@@ -761,7 +761,7 @@ class FakeSlack:
         method: str,
         count: int = 1,
         *,
-        timeout: float = 2.0,  # noqa: ASYNC109 - a polling deadline, not a cancellation scope
+        timeout: float = 2.0,
         ok_only: bool = True,
     ) -> list[SlackCall]:
         """Wait until at least ``count`` (successful, unless ok_only=False) calls of ``method`` arrived.
