@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters.base import Action, Automation, AutomationGone, PlatformError
-from bot import store
+from bot import reminders, store
 from bot.deps import Deps
 from bot.errors import ConflictError, NotFound, PermissionDenied
 from bot.locks import apply_lock
@@ -244,6 +244,7 @@ async def _store_request(
             request_id=request.id,
             detail=detail,
         )
+        await reminders.on_request_created(session, deps, request)
         await session.commit()
     return Outcome(request, changes)
 
@@ -293,6 +294,8 @@ async def decide(
             at=now,
             request_id=request_id,
         )
+        await session.refresh(request)
+        await reminders.on_request_decided(session, deps, request)
         await session.commit()
         await session.refresh(request)
         return request
@@ -584,6 +587,9 @@ async def finalize(deps: Deps, request_id: str, *, actor: str) -> Outcome:
             request_id=request_id,
             detail={"counts": counts, "differences": differences[:20]},
         )
+        current = await store.get_request(session, request_id=request_id)
+        await session.refresh(current)
+        await reminders.on_guard_changed(session, deps, guard_state, current)
         await session.commit()
     request, changes = await _load(deps, request_id)
     return Outcome(request, changes, differences)

@@ -99,7 +99,7 @@ POST_2020_PARAMS: dict[str, frozenset[str]] = {
     # chat_update: file_ids, reply_broadcast, metadata, markdown_text.
     "chat.update": frozenset({"metadata", "markdown_text", "file_ids", "reply_broadcast"}),
     "chat.postEphemeral": frozenset({"markdown_text"}),
-    # views_open(interactivity_pointer=...) is the 2023 workflow-function variant of trigger_id.
+    # views_open(interactivity_pointer=...): the workflow-function variant of trigger_id.
     "views.open": frozenset({"interactivity_pointer"}),
 }
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 15:22:23.673178
+Create Date: 2026-12-04
 """
 
 from collections.abc import Sequence
@@ -96,7 +96,7 @@ def upgrade() -> None:
         sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
         sa.Column("automation_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
         sa.Column("definition", sa.JSON(), nullable=False),
-        sa.Column("updated_at", bot.models.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("writes", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("kind", "automation_id"),
     )
