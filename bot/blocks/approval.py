@@ -11,6 +11,7 @@ from bot.blocks.common import (
     Block,
     actions,
     button,
+    clip,
     context,
     divider,
     escape,
@@ -25,6 +26,8 @@ from bot.blocks.common import (
 from bot.models import Change, ChangeRequest
 
 LIST_LIMIT = 40
+LIST_CHARS = 5000
+NAME_CHARS = 80
 ACTION_WORDS = {
     "disable": "switch off",
     "enable": "switch on",
@@ -82,17 +85,24 @@ def counts_line(changes: Sequence[Change], key: str = "action") -> str:
 
 def change_line(change: Change, *, with_status: bool = False) -> str:
     icon = STATUS_ICONS.get(change.status, "") + " " if with_status else "• "
-    name = escape(change.name)
+    name = escape(clip(change.name, NAME_CHARS))
     link = f"<{change.url}|{name}>" if change.url and change.url.startswith("http") else f"*{name}*"
-    note = f" — _{escape(change.note)}_" if change.note else ""
+    note = f" — _{escape(clip(change.note, 160))}_" if change.note else ""
     return f"{icon}{change.kind} {link}: {ACTION_WORDS.get(change.action, change.action)}{note}"
 
 
-def change_list(changes: Sequence[Change], *, with_status: bool = False) -> list[Block]:
-    shown = [change_line(c, with_status=with_status) for c in changes[:LIST_LIMIT]]
+def change_list(changes: Sequence[Change], *, with_status: bool = False, budget: int = LIST_CHARS) -> list[Block]:
+    """At most LIST_LIMIT lines and about `budget` characters: Slack refuses very large messages
+    as a whole, well under its per-block limits."""
+    shown: list[str] = []
+    for change in changes[:LIST_LIMIT]:
+        line = change_line(change, with_status=with_status)
+        if sum(map(len, shown)) + len(line) > budget:
+            break
+        shown.append(line)
     blocks = line_sections(shown)
-    if len(changes) > LIST_LIMIT:
-        blocks.append(context(f"…and {len(changes) - LIST_LIMIT} more: the full list is in the thread."))
+    if len(changes) > len(shown):
+        blocks.append(context(f"…and {len(changes) - len(shown)} more: the full list is in the thread."))
     return blocks
 
 
