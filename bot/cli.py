@@ -82,7 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verb == "manifest":
         from bot.manifest import render_manifest
 
-        print(render_manifest(args.url), end="")
+        try:
+            print(render_manifest(args.url), end="")
+        except ValueError as error:
+            print(f"migration-guard manifest: {error}", file=sys.stderr)
+            return 2
         return 0
     try:
         settings = load_settings()

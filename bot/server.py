@@ -36,7 +36,7 @@ async def serve(settings: Settings, *, port: int | None = None) -> None:
     slack_app, slack = create_app(deps)
     http_app = create_http_app(deps, slack_app, api.routes(deps, slack))
     server = uvicorn.Server(
-        uvicorn.Config(http_app, host="0.0.0.0", port=port or settings.port, log_level="info")
+        uvicorn.Config(http_app, host="0.0.0.0", port=port or settings.port, log_level="info", access_log=False)
     )
     socket_mode = None
     if settings.slack_app_token is not None:
