@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Field, SQLModel, select
 
 from adapters.base import Action, Automation, AutomationGone, KindInfo
@@ -179,7 +179,7 @@ class SandboxPlatform:
     display_name = "Sandbox (sample helpdesk, no real customers)"
     kinds: Mapping[str, KindInfo] = ZENDESK_KINDS
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]):
+    def __init__(self, sessions: async_sessionmaker[Any]):
         self._sessions = sessions
 
     async def seed(self) -> int:

@@ -349,7 +349,7 @@ async def retry_failed(
                 f"request {request_id} is {request.status}; only a finished request is retried"
             )
         for change in failed:
-            await store.update_change(session, change_id=change.id, status=ChangeStatus.PLANNED)
+            await store.update_change(session, change_id=_id(change), status=ChangeStatus.PLANNED)
         await store.audit(
             session,
             actor=actor,
@@ -472,7 +472,7 @@ class _Journal:
             if bump:
                 change.attempts += 1
                 fields["attempts"] = change.attempts
-            await store.update_change(session, change_id=change.id, **fields)  # type: ignore[arg-type]
+            await store.update_change(session, change_id=_id(change), **fields)
             await session.commit()
         counts = self.progress.counts
         counts[change.status] = counts.get(change.status, 0) - 1
@@ -484,7 +484,7 @@ class _Journal:
         """The platform stores what we sent in its own form: remember that form, so that restore
         recognises the automation as untouched since."""
         async with self.lock, self.deps.db.session() as session:
-            await store.update_change(session, change_id=change.id, after=definition)  # type: ignore[arg-type]
+            await store.update_change(session, change_id=_id(change), after=definition)
             await session.commit()
         change.after = definition
 
@@ -523,6 +523,11 @@ async def _settle_in_flight(deps: Deps, change: Change) -> tuple[str, str | None
     if live.definition == change.before:
         return None
     return ChangeStatus.CONFLICT, "edited by someone while the change was in flight"
+
+
+def _id(change: Change) -> int:
+    assert change.id is not None, "a journaled change has been stored"
+    return change.id
 
 
 def _automation(change: Change, definition: dict[str, Any]) -> Automation:

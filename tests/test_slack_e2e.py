@@ -174,3 +174,79 @@ async def test_command_is_acknowledged_at_once_while_the_platform_takes_5_second
         assert bot.bot_messages() == [], "the work runs after the ack"
         await bot.slack.drain()
         assert len(bot.bot_messages()) == 1, "and the card arrives once the platform answers"
+
+
+async def test_stale_plan_is_not_applied_and_can_be_planned_again(database_url, slack):
+    zendesk = FakeZendesk(rate_limit=100_000)
+    seed(zendesk, 2)
+    settings = zendesk_settings(database_url, **SLACK_SETTINGS)
+    async with running_bot(settings, slack, httpx.ASGITransport(app=zendesk)) as bot:
+        await bot.command("pause")
+        [card] = bot.bot_messages()
+        first = zendesk.all("trigger")[0]
+        zendesk.edit_as_person("trigger", first["id"], title="Edited after the snapshot")
+        await bot.click(
+            ids.APPROVE_REQUEST, buttons(card)[ids.APPROVE_REQUEST], user=MANAGER, message_ts=card["ts"]
+        )
+        assert zendesk.total_writes() == 0, "a stale plan is never applied"
+        card = slack.message(CHANNEL, card["ts"])
+        assert "changed after the snapshot" in card_text(card)
+        assert "Edited after the snapshot" not in card_text(card) and "Auto-reply 0 was edited" in card_text(
+            card
+        )
+        await bot.click(
+            ids.REPLAN_REQUEST, buttons(card)[ids.REPLAN_REQUEST], user=REQUESTER, message_ts=card["ts"]
+        )
+        fresh = bot.bot_messages()[-1]
+        assert fresh["ts"] != card["ts"] and ids.APPROVE_REQUEST in buttons(fresh)
+        await bot.click(
+            ids.APPROVE_REQUEST, buttons(fresh)[ids.APPROVE_REQUEST], user=MANAGER, message_ts=fresh["ts"]
+        )
+        assert zendesk.total_writes() == 3  # two triggers off, the SLA policy exempted
+
+
+async def test_failed_changes_are_shown_and_retried_from_the_card(database_url, slack):
+    zendesk = FakeZendesk(rate_limit=100_000)
+    seed(zendesk, 3)
+    settings = zendesk_settings(database_url, **SLACK_SETTINGS)
+    async with running_bot(settings, slack, httpx.ASGITransport(app=zendesk)) as bot:
+        await bot.command("pause --only trigger")
+        [card] = bot.bot_messages()
+        zendesk.fail_next(1, status=422, methods=("PUT",))  # refused: not worth retrying by itself
+        await bot.click(
+            ids.APPROVE_REQUEST, buttons(card)[ids.APPROVE_REQUEST], user=MANAGER, message_ts=card["ts"]
+        )
+        card = slack.message(CHANNEL, card["ts"])
+        assert "failed" in card_text(card) and ids.RETRY_REQUEST in buttons(card)
+        async with bot.deps.db.session() as session:
+            request = await store.get_request(session, request_id=buttons(card)[ids.RETRY_REQUEST])
+            statuses = [c.status for c in await store.request_changes(session, request_id=request.id)]
+        assert "failed" in statuses
+        await bot.click(ids.RETRY_REQUEST, request.id, user=OUTSIDER, message_ts=card["ts"])
+        assert any("only the approvers" in text for text in bot.said_to(OUTSIDER))
+        await bot.click(ids.RETRY_REQUEST, request.id, user=MANAGER, message_ts=card["ts"])
+        card = slack.message(CHANNEL, card["ts"])
+        assert "*applied*" in card_text(card) and ids.RETRY_REQUEST not in buttons(card)
+        assert not any(o["active"] for o in zendesk.all("trigger"))
+        assert all(count == 1 for count in zendesk.writes.values()), "nothing was changed twice"
+
+
+@pytest.mark.parametrize(
+    "policy, requester, needs_card",
+    [("none", REQUESTER, False), ("oncall", "U0ONCALL1", False), ("oncall", REQUESTER, True)],
+)
+async def test_restore_approval_policy(sqlite_url, slack, policy, requester, needs_card):
+    await upgrade(sqlite_url)
+    settings = make_settings(sqlite_url, **{**SLACK_SETTINGS, "guard_restore_approval": policy})
+    async with running_bot(settings, slack) as bot:
+        await bot.command("pause")
+        [card] = bot.bot_messages()
+        await bot.click(
+            ids.APPROVE_REQUEST, buttons(card)[ids.APPROVE_REQUEST], user=MANAGER, message_ts=card["ts"]
+        )
+        await bot.command("restore", user=requester)
+        restore_card = slack.message(CHANNEL, bot.bot_messages()[-1]["ts"])
+        assert (ids.APPROVE_REQUEST in buttons(restore_card)) == needs_card
+        if not needs_card:
+            assert "*applied*" in card_text(restore_card)
+            assert "Sandbox" in card_text(restore_card)

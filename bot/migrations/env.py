@@ -23,7 +23,7 @@ def run_migrations(connection) -> None:
 
 
 async def run_async() -> None:
-    engine = create_async_engine(context.config.get_main_option("sqlalchemy.url"))
+    engine = create_async_engine(context.config.get_main_option("sqlalchemy.url") or "")
     async with engine.connect() as connection:
         await connection.run_sync(run_migrations)
         await connection.commit()

@@ -134,7 +134,7 @@ async def replan(slack: SlackContext, body: dict[str, Any], respond: Respond) ->
     old = await _load(slack, body)
     if old.kind == "pause":
         options = PauseOptions(
-            mode=old.mode or "disable",
+            mode="exempt" if old.mode == "exempt" else "disable",
             only=frozenset(old.options.get("only", [])),
             keep=frozenset(old.options.get("keep", [])),
             tag=slack.deps.settings.guard_import_tag,
