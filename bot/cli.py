@@ -15,11 +15,12 @@ from bot import text
 from bot.errors import GuardError, PlatformError, UsageError, error_id
 from bot.settings import Settings, SettingsError, load_settings
 from commands import REGISTRY
+from commands import report as report_command
 from commands.base import Context
 
 log = logging.getLogger("migration-guard")
 
-CLI_COMMANDS = ("snapshot", "pause", "restore", "status", "history")
+CLI_COMMANDS = ("snapshot", "pause", "restore", "status", "history", "track", "untrack")
 EPILOG = """\
 Without --yes, pause and restore print the plan and change nothing.
 Settings come from the environment (and .env): see README.md. The default platform is the
@@ -65,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     manifest.add_argument(
         "--url", help="public https://HOST of the bot: prints the HTTP-mode manifest with request URLs"
     )
+    report = verbs.add_parser(
+        "report",
+        help="report an import's progress to the bot (start, batch, finish)",
+        description=report_command.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report_command.add_arguments(report)
     return parser
 
 
@@ -88,13 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"migration-guard manifest: {error}", file=sys.stderr)
             return 2
         return 0
+    if args.verb == "report":  # a client of the API: needs only GUARD_API_URL and GUARD_API_TOKEN
+        return report_command.main(args)
     try:
-        settings = load_settings()
+        return asyncio.run(run(args, load_settings()))
     except SettingsError as error:
         print(f"migration-guard: {error}", file=sys.stderr)
         return 2
-    try:
-        return asyncio.run(run(args, settings))
     except KeyboardInterrupt:
         return 130
 
@@ -113,11 +121,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     from bot.deps import build_deps
 
-    try:
-        deps = await build_deps(settings)
-    except SettingsError as error:
-        print(f"migration-guard: {error}", file=sys.stderr)
-        return 2
+    deps = await build_deps(settings)
     try:
         return await _run_command(args, deps)
     finally:

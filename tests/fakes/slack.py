@@ -28,6 +28,7 @@ import contextlib
 import copy
 import functools
 import json
+import queue
 import re
 import secrets
 import socket
@@ -44,7 +45,8 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, Router
+from starlette.routing import Route, Router, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 __all__ = [
     "DEFAULT_APP_ID",
@@ -72,6 +74,7 @@ SLACK_SPEC_PATH = SPECS_DIR / "slack" / "slack_web_openapi_v2.json"
 
 # Defaults chosen to match the id patterns of the Slack spec (e.g. channels ^[CGD][A-Z0-9]{8,}$).
 DEFAULT_BOT_TOKEN = "xoxb-0000000001-0000000002-fakebottoken"
+DEFAULT_APP_TOKEN = "xapp-1-A0FAKEAPP1-0000000003-fakeapptoken"
 DEFAULT_TEAM_ID = "T0FAKETEAM"
 DEFAULT_TEAM_NAME = "Fake Workspace"
 DEFAULT_TEAM_DOMAIN = "fake-workspace"
@@ -423,6 +426,7 @@ class FakeSlack:
         self,
         *,
         bot_token: str = DEFAULT_BOT_TOKEN,
+        app_token: str = DEFAULT_APP_TOKEN,
         team_id: str = DEFAULT_TEAM_ID,
         team_name: str = DEFAULT_TEAM_NAME,
         team_domain: str = DEFAULT_TEAM_DOMAIN,
@@ -440,6 +444,7 @@ class FakeSlack:
         base_url: str = "http://testserver/",
     ) -> None:
         self.bot_token = bot_token
+        self.app_token = app_token
         self.team_id = team_id
         self.team_name = team_name
         self.team_domain = team_domain
@@ -477,10 +482,12 @@ class FakeSlack:
                 Route("/api/{method}", self._api_endpoint, methods=["GET", "POST"]),
                 Route("/upload/v1/{key}", self._upload_endpoint, methods=["POST", "PUT"]),
                 Route("/response/{rid}", self._response_endpoint, methods=["POST"]),
+                WebSocketRoute("/socket-mode", self._socket_endpoint),
             ]
         )
         self._handlers: dict[str, Callable[[dict[str, Any], Request], dict[str, Any]]] = {
             "api.test": self._api_test,
+            "apps.connections.open": self._apps_connections_open,
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
@@ -515,6 +522,47 @@ class FakeSlack:
         self._ts_seq = 0
         self._id_seq = 0
         self.spec_violations: list[SpecViolation] = []
+        self.socket_connected = threading.Event()
+        self.socket_acks: list[dict[str, Any]] = []
+        self._socket_out: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    # ---------------------------------------------------------------- Socket Mode
+
+    def _apps_connections_open(self, params: dict[str, Any], request: Request) -> dict[str, Any]:
+        """Socket Mode: hand the app a WebSocket URL on this fake (app-level token required)."""
+        ws_base = self.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        return {"ok": True, "url": ws_base.rstrip("/") + "/socket-mode"}
+
+    def socket_send(self, envelope: dict[str, Any]) -> None:
+        """Queue an envelope (e.g. ``{"envelope_id", "type": "slash_commands", "payload", ...}``)
+        for the connected Socket Mode client; thread-safe."""
+        self._socket_out.put(envelope)
+
+    async def _socket_endpoint(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": self.app_id}})
+        self.socket_connected.set()
+
+        async def pump() -> None:
+            while True:
+                try:
+                    envelope = self._socket_out.get_nowait()
+                except queue.Empty:
+                    await asyncio.sleep(0.01)
+                    continue
+                await websocket.send_json(envelope)
+
+        sender = asyncio.create_task(pump())
+        try:
+            while True:
+                message = await websocket.receive_json()
+                with self._lock:
+                    self.socket_acks.append(message)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sender.cancel()
+            self.socket_connected.clear()
 
     # ---------------------------------------------------------------- ASGI
 
@@ -895,7 +943,7 @@ class FakeSlack:
         if method != "api.test":
             if not token:
                 return 200, {"ok": False, "error": "not_authed"}, {}
-            if token != self.bot_token:
+            if token != (self.app_token if method == "apps.connections.open" else self.bot_token):
                 return 200, {"ok": False, "error": "invalid_auth"}, {}
         limited = self._check_rate_limit(method)
         if limited is not None:
