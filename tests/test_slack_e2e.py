@@ -250,3 +250,17 @@ async def test_restore_approval_policy(sqlite_url, slack, policy, requester, nee
         if not needs_card:
             assert "*applied*" in card_text(restore_card)
             assert "Sandbox" in card_text(restore_card)
+
+
+async def test_approver_groups_are_resolved_through_slack_and_cached(database_url, slack):
+    settings = make_settings(database_url, **SLACK_SETTINGS)
+    async with running_bot(settings, slack) as bot:
+        await bot.command("pause")
+        [card] = bot.bot_messages()
+        await bot.click(ids.REJECT_REQUEST, buttons(card)[ids.REJECT_REQUEST], user=MANAGER, message_ts=card["ts"])
+        assert "Rejected by" in card_text(slack.message(CHANNEL, card["ts"]))
+        await bot.command("pause")
+        card = bot.bot_messages()[-1]
+        await bot.click(ids.APPROVE_REQUEST, buttons(card)[ids.APPROVE_REQUEST], user=MANAGER, message_ts=card["ts"])
+        assert "*applied*" in card_text(slack.message(CHANNEL, card["ts"]))
+        assert len(slack.calls("usergroups.users.list")) == 1, "membership is cached between clicks"
