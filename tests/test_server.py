@@ -33,6 +33,17 @@ def clean_env(tmp_path: Path, **values: str) -> dict[str, str]:
     return {**keep, **values}
 
 
+def wait_for_health(url: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return False
+
+
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     fake = FakeSlack()
@@ -57,14 +68,7 @@ def server(tmp_path: Path, slack: FakeSlack) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
+        if not wait_for_health(url):
             process.kill()
             pytest.fail(f"serve did not start:\n{process.stdout.read() if process.stdout else ''}")
         yield url
@@ -136,7 +140,7 @@ def test_socket_mode_runs_in_the_same_process_when_an_app_token_is_set(tmp_path,
     )
     try:
         assert slack.socket_connected.wait(30), "serve opened a Socket Mode connection"
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200, "HTTP runs too"
+        assert wait_for_health(f"http://127.0.0.1:{port}"), "HTTP runs too"
         payload = {
             "command": "/migration",
             "text": "help",
