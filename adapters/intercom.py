@@ -42,6 +42,7 @@ RATE_PER_SECOND = 10_000 / 60  # a private app's documented 10,000 calls per min
 KIND = "workflow"
 LIVE, PAUSED, DRAFT = "live", "paused", "draft"
 PLAN_RESTRICTED = "api_plan_restricted"
+NOTHING_TRACKED = "nothing_tracked"
 WORKFLOW_PART_TYPES = frozenset({"operator_workflow_event", "conversation_attribute_updated_by_workflow"})
 # Fields of an export that move without anyone changing the workflow (or that `updated_at` carries).
 VOLATILE = frozenset({"updated_at", "exported_at", "export_version"})
@@ -186,8 +187,15 @@ class IntercomPlatform:
 
     async def list_automations(self) -> list[Automation]:
         """Export every tracked workflow (HttpTarget bounds the concurrency). Tracked workflows
-        that no longer exist are left out and their ids kept in `missing`."""
+        that no longer exist are left out and their ids kept in `missing`. An empty inventory is
+        an error, not an empty workspace: a pause of nothing would report the guard paused."""
         ids = list(dict.fromkeys(str(workflow_id) for workflow_id in await self._inventory()))
+        if not ids:
+            raise PlatformError(
+                "no workflows are tracked yet. Intercom's API cannot list workflows, so the guard knows "
+                "only the ones people add: track each by its link from Intercom's Workflows page",
+                code=NOTHING_TRACKED,
+            )
         results = await asyncio.gather(*(self._export_or_gone(workflow_id) for workflow_id in ids))
         self.missing = [workflow_id for workflow_id, found in zip(ids, results, strict=True) if found is None]
         return [found for found in results if found is not None]
@@ -318,6 +326,16 @@ class IntercomPlatform:
             f"a person must {what} in Intercom: {where}",
             code="manual_only",
         )
+
+    # ------------------------------------------------------------------ links for people
+
+    async def workflow_link(self, workflow_id: str) -> str:
+        """Deep link to one workflow in this workspace's Workflows UI (its region's host)."""
+        return workflow_url(await self._app_code(), str(workflow_id), host=self._host)
+
+    async def conversation_link(self, conversation_id: str) -> str:
+        """Deep link to one conversation in this workspace's Inbox (its region's host)."""
+        return conversation_url(await self._app_code(), str(conversation_id), host=self._host)
 
     # ------------------------------------------------------------------ detection
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from commands import help, history, pause, restore, snapshot, status
+from commands import help, history, pause, restore, snapshot, status, track, untrack
 
 REGISTRY: dict[str, ModuleType] = {
     "help": help,
@@ -13,4 +13,6 @@ REGISTRY: dict[str, ModuleType] = {
     "restore": restore,
     "status": status,
     "history": history,
+    "track": track,
+    "untrack": untrack,
 }

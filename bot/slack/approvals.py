@@ -165,6 +165,9 @@ async def run_apply(slack: SlackContext, request: ChangeRequest) -> Outcome:
         slack.deps, request.id, actor=request.decided_by or "slack", on_progress=_progress(slack, request)
     )
     await show_outcome(slack, outcome)
+    from bot.slack import checklist  # manual steps (Intercom) wait for people: open their checklist
+
+    await checklist.open_checklist(slack, outcome)
     return outcome
 
 
