@@ -57,6 +57,7 @@ class ReminderKind(StrEnum):
     PLANNED_END = "planned_end"  # `pause --for 8h` has run out
     APPROVAL_NUDGE = "approval_nudge"  # a request still pending after APPROVAL_NUDGE_AFTER
     APPROVAL_EXPIRY = "approval_expiry"  # a request pending at GUARD_APPROVAL_TTL expires
+    CHECKLIST = "checklist"  # Intercom: manual steps still open (scheduled by bot.checklist)
 
 
 class ReminderStatus(StrEnum):
@@ -339,11 +340,13 @@ async def _relevant(session: AsyncSession, deps: Deps, reminder: Reminder, now: 
     if reminder.kind in PAUSED_KINDS:
         guard = await session.get(Guard, reminder.target)
         return guard is not None and guard.state != GuardStatus.LIVE
-    if reminder.kind not in APPROVAL_KINDS:
+    if reminder.kind not in (*APPROVAL_KINDS, ReminderKind.CHECKLIST):
         return True
     request = await session.get(ChangeRequest, reminder.request_id) if reminder.request_id else None
     if request is None:
         return False
+    if reminder.kind == ReminderKind.CHECKLIST:
+        return request.status == RequestStatus.APPLYING
     if reminder.kind == ReminderKind.APPROVAL_NUDGE:
         return request.status == RequestStatus.PENDING
     if request.status == RequestStatus.PENDING and await store.compare_and_set_status(
@@ -384,6 +387,10 @@ async def _complete(deps: Deps, reminder: Reminder, *, worker_id: str, now: date
             return False
         if reminder.kind == ReminderKind.RESTORE:
             await _after_restore_reminder(session, deps, reminder, now)
+        elif reminder.kind == ReminderKind.CHECKLIST:
+            from bot.checklist import next_checklist_reminder  # checklist -> engine -> reminders
+
+            await next_checklist_reminder(session, deps, reminder)
         await session.commit()
     reminder.status, reminder.delivered_at = ReminderStatus.DELIVERED, now
     return True

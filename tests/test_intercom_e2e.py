@@ -255,3 +255,34 @@ async def test_track_elsewhere_is_a_usage_error(database_url, slack):
         assert response.status_code == 200
         assert any("for Intercom only" in t for t in bot.said_to(REQUESTER))
         assert bot.bot_messages() == []
+
+
+async def test_open_checklist_is_nagged_in_its_thread_until_done(database_url, slack, intercom):
+    from datetime import timedelta
+
+    from bot import reminders
+    from bot.slack.reminders import deliverer
+
+    async with running_bot(settings(database_url), slack, httpx.ASGITransport(app=intercom)) as bot:
+        await bot.command("track 101 102")
+        await bot.command("pause")
+        card = bot.bot_messages()[-1]
+        checklist = await approve(bot, card)
+        later = bot.deps.clock() + timedelta(hours=5)
+        bot.deps.clock = lambda: later
+        delivered = await reminders.tick(bot.deps, deliverer(bot.slack), worker_id="test", now=later)
+        assert delivered >= 1
+        nags = [m for m in slack.replies(CHANNEL, card["ts"]) if "still to pause by hand" in text_of(m)]
+        assert len(nags) == 1 and "Auto-reply to new conversations" in text_of(nags[0])
+        again = await reminders.next_reminder(bot.deps)
+        assert again is not None and again.kind == "checklist", "it keeps nagging while steps are open"
+
+        intercom.set_state("101", "paused")
+        intercom.set_state("102", "paused")
+        await tick(bot, checklist, "101")
+        await tick(bot, checklist, "102")
+        assert await guard(bot) == GuardStatus.PAUSED
+        later = later + timedelta(hours=5)
+        await reminders.tick(bot.deps, deliverer(bot.slack), worker_id="test", now=later)
+        nags = [m for m in slack.replies(CHANNEL, card["ts"]) if "still to pause by hand" in text_of(m)]
+        assert len(nags) == 1, "a finished checklist is not nagged again"

@@ -11,8 +11,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from bot import engine, ids, reminders
+from bot import checklist, engine, ids, reminders
 from bot.blocks.approval import closed_card
+from bot.blocks.checklist import checklist_reminder
 from bot.blocks.common import mention, slack_date
 from bot.blocks.reminders import (
     answered,
@@ -74,6 +75,11 @@ async def deliver(slack: SlackContext, reminder: Reminder) -> reminders.Delivere
             channel, thread_ts = view.request.slack_channel, view.request.slack_ts
     elif reminder.kind == ReminderKind.PLANNED_END:
         text, blocks = planned_end_reminder(view, where)
+    elif reminder.kind == ReminderKind.CHECKLIST and reminder.request_id:
+        listing = await checklist.load(slack.deps, reminder.request_id)
+        text, blocks = checklist_reminder(listing, notify=slack.deps.settings.guard_oncall)
+        posted = reminder.payload.get("checklist") or {}
+        channel, thread_ts = posted.get("channel") or channel, posted.get("thread_ts")
     else:
         text, blocks = restore_reminder(view, where)
     if not channel:
