@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -52,12 +51,33 @@ class HttpStats:
     failed: int = 0
 
 
+class Pacer:
+    """Evenly spaced calls at `rate` per second, with no burst.
+
+    Platforms count over sliding windows (Zendesk: a minute), so any burst on top of the full rate
+    overruns the window during a long apply. Slots are kept on absolute times, so a timer that wakes
+    a little late never makes the next call later too (token buckets that re-arm from "now" lose
+    a few percent of the rate that way).
+    """
+
+    def __init__(self, rate_per_second: float):
+        self.interval = 1.0 / rate_per_second
+        self.next_slot = 0.0
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + self.interval  # claimed before awaiting: one event loop, no race
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
 @dataclass
 class HttpTarget:
     """Wraps the target's `httpx.AsyncClient` with the limits its platform documents.
 
-    `rate_per_second` is the documented request rate; the limiter lets through at most about one
-    second's worth at once, so a long apply runs smoothly at that rate instead of bursting into 429s.
+    `rate_per_second` is the documented request rate: calls are paced evenly at that rate (see Pacer).
+    `sleep` is what retries wait with (tests inject a clock); pacing keeps real time.
     `reset_headers` are checked, in order, after `Retry-After` when a 429 arrives.
     """
 
@@ -71,8 +91,7 @@ class HttpTarget:
     stats: HttpStats = field(default_factory=HttpStats)
 
     def __post_init__(self) -> None:
-        burst = max(1.0, self.rate_per_second)
-        self._limiter = AsyncLimiter(burst, burst / self.rate_per_second)
+        self._pacer = Pacer(self.rate_per_second)
         self._slots = asyncio.Semaphore(self.concurrency)
 
     async def request(
@@ -109,7 +128,7 @@ class HttpTarget:
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         async with self._slots:
-            await self._limiter.acquire()
+            await self._pacer.wait()
             self.stats.requests += 1
             try:
                 response = await self.client.request(method, path, **kwargs)

@@ -455,7 +455,11 @@ async def _run_journal(
             if on_progress is not None:
                 await on_progress(journal.progress)
 
-    await asyncio.gather(*(one(change) for change in todo))
+    # A TaskGroup, not gather: an unexpected error (the database gone) cancels the other changes
+    # before the apply lock is released, so nothing keeps writing unjournaled.
+    async with asyncio.TaskGroup() as group:
+        for change in todo:
+            group.create_task(one(change))
 
 
 class _Journal:

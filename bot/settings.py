@@ -128,6 +128,18 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a usable tag (letters, digits, _ - : / .)")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        from bot.db import async_url
+
+        try:
+            async_url(value)
+        except Exception as error:  # sqlalchemy's URL parser raises several kinds
+            scheme = value.split(":", 1)[0]
+            raise ValueError(f"unsupported database {scheme!r}: use postgresql://… or sqlite:///FILE") from error
+        return value
+
     @field_validator("slack_api_url")
     @classmethod
     def _slash(cls, value: str) -> str:
