@@ -14,13 +14,19 @@ from pathlib import Path
 from bot import text
 from bot.errors import GuardError, PlatformError, UsageError, error_id
 from bot.settings import Settings, SettingsError, load_settings
-from commands import REGISTRY
+from commands import REGISTRY, confirm
 from commands import report as report_command
 from commands.base import Context
 
 log = logging.getLogger("migration-guard")
 
-CLI_COMMANDS = ("snapshot", "pause", "restore", "status", "history", "track", "untrack")
+CLI_COMMANDS = {
+    **{
+        name: REGISTRY[name]
+        for name in ("snapshot", "pause", "restore", "status", "history", "track", "untrack")
+    },
+    "confirm": confirm,  # the Slack checklist's buttons, for when Slack is down
+}
 EPILOG = """\
 Without --yes, pause and restore print the plan and change nothing.
 Settings come from the environment (and .env): see README.md. The default platform is the
@@ -39,8 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="run the Slack bot (HTTP; Socket Mode too when SLACK_APP_TOKEN is set)"
     )
     serve.add_argument("--port", type=int, help="HTTP port (default: PORT or 3000)")
-    for name in CLI_COMMANDS:
-        module = REGISTRY[name]
+    for name, module in CLI_COMMANDS.items():
         sub = verbs.add_parser(
             name, help=(module.__doc__ or "").strip().splitlines()[0], parents=[_command_parser(module)]
         )
@@ -143,7 +148,7 @@ async def _run_command(args: argparse.Namespace, deps) -> int:  # type: ignore[n
             print("\n".join(f"{o.request.id}: {o.request.status}" for o in outcomes) or "nothing to resume")
             return 0
         ctx = Context(deps=deps, actor=actor, surface="cli", confirmed=getattr(args, "yes", False))
-        reply = await REGISTRY[args.verb].run(args, ctx)
+        reply = await CLI_COMMANDS[args.verb].run(args, ctx)
     except UsageError as error:
         print(f"migration-guard {args.verb}: {error}", file=sys.stderr)
         return 2

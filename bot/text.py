@@ -46,6 +46,10 @@ def _outcome(reply: Reply) -> str:
     parts = [table(("kind", "id", "name", "action", "status", "note"), rows)] if rows else ["(no changes)"]
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) or "nothing to do"
     parts.append(f"{reply.text} ({counts})")
+    manual = [c for c in outcome.changes if c.action == "manual" and c.status == "planned"]
+    if manual:
+        parts.append("By hand, then `migration-guard confirm STEP` (the bot checks each one):")
+        parts.extend(f"  step {c.id}: {c.name}  {c.url or ''}" for c in manual)
     if outcome.request.reason:
         parts.append(f"Reason: {outcome.request.reason}")
     parts.extend(f"Differs from the snapshot: {line}" for line in outcome.differences)
