@@ -3,9 +3,10 @@ MIGRATION_GUARD_TEST_DATABASE_URL is set), Settings built directly, Deps over a 
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,12 @@ async def zendesk_deps(database_url: str, fake_zendesk: FakeZendesk) -> AsyncIte
     deps = await make_deps(zendesk_settings(database_url), httpx.ASGITransport(app=fake_zendesk))
     yield deps
     await deps.aclose()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """`cli.main` configures logging for the process; put the root logger back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:], root.level = handlers, level

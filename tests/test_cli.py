@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import sqlite3
 import sys
@@ -114,15 +113,6 @@ async def test_bad_options_exit_2_with_a_message(tmp_path: Path) -> None:
 
 
 # ---- an edit made during the pause, through the CLI (fake Zendesk over a socket) ----------------
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """`cli.main` configures logging for the process; put the root logger back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:], root.level = handlers, level
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.intercom import SKIP_REASON, FakeIntercom, serve_in_thread, specs_available
-from tests.test_cli import clear_settings_env, main, restore_logging  # noqa: F401  (a fixture)
+from tests.test_cli import clear_settings_env, main
 
 pytestmark = pytest.mark.skipif(not specs_available(), reason=SKIP_REASON)
 

@@ -36,7 +36,7 @@ async def test_pause_then_restore_leaves_the_sandbox_as_snapshotted(sandbox_deps
     assert applied.request.status == RequestStatus.APPLIED
     live = await sandbox_deps.platform.list_automations()
     assert not [a for a in live if a.enabled], "every toggleable automation is off"
-    sla = [a for a in live if a.kind == "sla_policy"][0]
+    sla = next(a for a in live if a.kind == "sla_policy")
     assert {
         "field": "current_tags",
         "operator": "not_includes",

@@ -257,10 +257,14 @@ async def test_approver_groups_are_resolved_through_slack_and_cached(database_ur
     async with running_bot(settings, slack) as bot:
         await bot.command("pause")
         [card] = bot.bot_messages()
-        await bot.click(ids.REJECT_REQUEST, buttons(card)[ids.REJECT_REQUEST], user=MANAGER, message_ts=card["ts"])
+        await bot.click(
+            ids.REJECT_REQUEST, buttons(card)[ids.REJECT_REQUEST], user=MANAGER, message_ts=card["ts"]
+        )
         assert "Rejected by" in card_text(slack.message(CHANNEL, card["ts"]))
         await bot.command("pause")
         card = bot.bot_messages()[-1]
-        await bot.click(ids.APPROVE_REQUEST, buttons(card)[ids.APPROVE_REQUEST], user=MANAGER, message_ts=card["ts"])
+        await bot.click(
+            ids.APPROVE_REQUEST, buttons(card)[ids.APPROVE_REQUEST], user=MANAGER, message_ts=card["ts"]
+        )
         assert "*applied*" in card_text(slack.message(CHANNEL, card["ts"]))
         assert len(slack.calls("usergroups.users.list")) == 1, "membership is cached between clicks"

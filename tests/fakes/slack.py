@@ -540,7 +540,9 @@ class FakeSlack:
 
     async def _socket_endpoint(self, websocket: WebSocket) -> None:
         await websocket.accept()
-        await websocket.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": self.app_id}})
+        await websocket.send_json(
+            {"type": "hello", "num_connections": 1, "connection_info": {"app_id": self.app_id}}
+        )
         self.socket_connected.set()
 
         async def pump() -> None:
