@@ -123,12 +123,17 @@ def summary(name: str, timings: list[float]) -> tuple[float, float]:
     ordered = sorted(timings)
     p50 = statistics.median(ordered) * 1000
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
-    print(f"  {name:<28} n={len(ordered):>4}  p50 {p50:7.1f} ms   p99 {p99:7.1f} ms   max {ordered[-1] * 1000:7.1f} ms")
+    print(
+        f"  {name:<28} n={len(ordered):>4}  p50 {p50:7.1f} ms   p99 {p99:7.1f} ms"
+        f"   max {ordered[-1] * 1000:7.1f} ms"
+    )
     return p50, p99
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--text", default="status", help="the slash command's text (default: status)")
@@ -152,17 +157,32 @@ def main() -> None:
         env.pop("SLACK_APP_TOKEN", None)
         guard_cmd = [str(Path(sys.executable).with_name("migration-guard")), "serve"]
         fake_cmd = [sys.executable, "-c", FAKE_SLACK, str(slack_port), str(REPO), TOKEN]
-        minimal_cmd = [sys.executable, "-c", MINIMAL_APP, str(minimal_port), SECRET, TOKEN, f"{slack_url}api/"]
+        minimal_cmd = [
+            sys.executable,
+            "-c",
+            MINIMAL_APP,
+            str(minimal_port),
+            SECRET,
+            TOKEN,
+            f"{slack_url}api/",
+        ]
         with process(fake_cmd):
             wait_until_up(f"{slack_url}api/api.test")
             # One server at a time, so neither measurement pays for the other's background work.
             with process(guard_cmd, env):
                 wait_until_up(f"http://127.0.0.1:{guard_port}/healthz")
-                guard = asyncio.run(measure(f"http://127.0.0.1:{guard_port}/slack/events", args, response_url))
+                guard = asyncio.run(
+                    measure(f"http://127.0.0.1:{guard_port}/slack/events", args, response_url)
+                )
             with process(minimal_cmd):
                 wait_until_up(f"http://127.0.0.1:{minimal_port}/slack/events")
-                minimal = asyncio.run(measure(f"http://127.0.0.1:{minimal_port}/slack/events", args, response_url))
-    print(f"Slash-command acknowledgement, {args.requests} signed requests, concurrency {args.concurrency}, text {args.text!r}:")
+                minimal = asyncio.run(
+                    measure(f"http://127.0.0.1:{minimal_port}/slack/events", args, response_url)
+                )
+    print(
+        f"Slash-command acknowledgement, {args.requests} signed requests, "
+        f"concurrency {args.concurrency}, text {args.text!r}:"
+    )
     _, guard_p99 = summary("migration-guard serve", guard)
     _, minimal_p99 = summary("minimal Bolt app (ack only)", minimal)
     ratio = guard_p99 / minimal_p99

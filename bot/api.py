@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bot import leaks
 from bot.deps import Deps
 from bot.errors import ConflictError, GuardError, NotFound, UsageError, error_id
 from bot.progress import BatchAck, BatchReport, Preflight, ProgressService, RunView
@@ -219,9 +220,11 @@ def progress_service(deps: Deps, slack: SlackContext | None) -> ProgressService:
     """The process's progress service; with Slack, runs are shown in the migration channel."""
     if slack is None:
         return ProgressService(deps)
+    from bot.slack.leaks import make_batch_listener
     from bot.slack.progress import SlackPublisher
 
-    return ProgressService(deps, SlackPublisher(slack), spawn=slack.spawn)
+    listeners = [make_batch_listener(deps, slack)] if leaks.can_watch(deps) else []
+    return ProgressService(deps, SlackPublisher(slack), spawn=slack.spawn, batch_listeners=listeners)
 
 
 def routes(

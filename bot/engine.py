@@ -631,25 +631,6 @@ async def verify(deps: Deps, request: ChangeRequest, changes: Sequence[Change]) 
     return differences
 
 
-async def reject_expired(deps: Deps) -> list[str]:
-    """Expire pending requests past their TTL; returns their ids."""
-    now = deps.clock()
-    expired = []
-    async with deps.db.session() as session:
-        for request in await store.requests_in(session, statuses=DECIDABLE, target=deps.target):
-            if request.expires_at is not None and request.expires_at <= now:
-                if await store.compare_and_set_status(
-                    session,
-                    request_id=request.id,
-                    expected=DECIDABLE,
-                    status=RequestStatus.EXPIRED,
-                    finished_at=now,
-                ):
-                    expired.append(request.id)
-        await session.commit()
-    return expired
-
-
 def snapshot_document(snapshot: Snapshot, automations: Sequence[Automation]) -> dict[str, Any]:
     """A snapshot as the JSON people download (CLI --json, the file in the card's thread)."""
     return {

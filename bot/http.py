@@ -55,9 +55,8 @@ class _TooLarge(Exception):
 
 
 async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    response = JSONResponse(
-        {"error": "body_too_large", "detail": f"bodies are limited to {limit} bytes"}, status_code=413
-    )
+    body = {"error": "body_too_large", "detail": f"bodies are limited to {limit} bytes", "field": None}
+    response = JSONResponse(body, status_code=413)
     await response(scope, receive, send)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from adapters.base import INVERSE, Action, Automation, Capability, EditNotPossible, Platform
+from adapters.base import INVERSE, Action, Automation, Capability, Platform
 from bot.errors import UsageError
 
 Mode = Literal["disable", "exempt"]
@@ -181,10 +181,3 @@ def describe_difference(expected: Mapping[str, Any], actual: Mapping[str, Any], 
     shown = ", ".join(changed[:limit])
     more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
     return f"{shown}{more} changed" if changed else "no difference"
-
-
-def safe_edit(platform: Platform, automation: Automation, action: Action, tag: str) -> Automation | None:
-    try:
-        return platform.edit(automation, action, tag)
-    except EditNotPossible:
-        return None

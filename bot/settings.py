@@ -137,7 +137,9 @@ class Settings(BaseSettings):
             async_url(value)
         except Exception as error:  # sqlalchemy's URL parser raises several kinds
             scheme = value.split(":", 1)[0]
-            raise ValueError(f"unsupported database {scheme!r}: use postgresql://… or sqlite:///FILE") from error
+            raise ValueError(
+                f"unsupported database {scheme!r}: use postgresql://… or sqlite:///FILE"
+            ) from error
         return value
 
     @field_validator("slack_api_url")

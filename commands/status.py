@@ -1,4 +1,4 @@
-"""Where the guard stands: state, since when and by whom, what is off, open requests, imports, next reminder."""
+"""Where the guard stands: state, since when, by whom, what is off, open requests, imports, next reminder."""
 
 from __future__ import annotations
 

@@ -11,9 +11,7 @@ import httpx
 import pytest
 
 from bot import ids, store
-from bot.blocks.common import section
 from bot.models import GuardStatus, ImportRun
-from bot.slack.leaks import make_batch_listener
 from tests.conftest import make_settings
 from tests.fakes.intercom import SKIP_REASON, FakeIntercom, specs_available
 from tests.fakes.slack import FakeSlack
@@ -156,28 +154,34 @@ async def test_intercom_freeze_through_slack(database_url, slack, intercom):
         )
         assert await guard(bot) == GuardStatus.PAUSED
 
-        # ---- leak watch while the import runs: an alert in the progress message's thread
-        _, progress_ts = await bot.slack.post(text="Import: Zendesk history", blocks=[section("Importing…")])
-        async with bot.deps.db.session() as session:
-            session.add(
-                ImportRun(id="run_1", target="intercom", name="Zendesk history", slack_channel=CHANNEL,
-                          slack_ts=progress_ts)
-            )  # fmt: skip
-            await session.commit()
+        # ---- leak watch while the import runs: the import script reports batches through the API,
+        # and a workflow part on an imported conversation is alerted in the run's thread, once
         intercom.add_part("9001", "comment", body="<p>Order 2019-1</p>")
         intercom.add_workflow_part("9001", "CSAT survey")
         intercom.add_part("9002", "comment", body="<p>Order 2019-2</p>")
-        listener = make_batch_listener(bot.deps, bot.slack)
-        await listener("run_1", ["9001", "9002"])
+        auth = {"Authorization": "Bearer test-api-token"}
+        run = await bot.http.post(
+            "/api/v1/runs", json={"name": "Zendesk history", "total_batches": 2}, headers=auth
+        )
+        run_id = run.json()["id"]
         await bot.slack.drain()
-        [alert] = slack.replies(CHANNEL, progress_ts)
-        body = text_of(alert)
+        async with bot.deps.db.session() as session:
+            progress_ts = (await session.get(ImportRun, run_id)).slack_ts
+        assert progress_ts, "the run's progress message is posted when the run starts"
+        for number in (1, 2):
+            answer = await bot.http.post(
+                f"/api/v1/runs/{run_id}/batches",
+                json={"batch": number, "ok": 2, "failed": 0, "record_ids": ["9001", "9002"]},
+                headers=auth,
+            )
+            assert answer.status_code in (200, 201), answer.text
+            await bot.slack.drain()
+        alerts = [r for r in bot.fake.replies(CHANNEL, progress_ts) if "CSAT survey" in text_of(r)]
+        assert len(alerts) == 1, "each workflow part is alerted once, in the run's thread"
+        body = text_of(alerts[0])
         assert f"<{LINK.format(102)}|CSAT survey>" in body
         assert "<https://app.intercom.com/a/inbox/abc123de/inbox/conversation/9001|conversation 9001>" in body
-        assert f"<@{ONCALL}>" in body and "9002" not in body
-        await listener("run_1", ["9001", "9002"])
-        await bot.slack.drain()
-        assert len(slack.replies(CHANNEL, progress_ts)) == 1, "each workflow part is alerted once"
+        assert f"<@{ONCALL}>" in body and "conversation 9002" not in body
 
         # ---- restore: the same checklist sets live exactly what was live at the snapshot
         await bot.command("restore")

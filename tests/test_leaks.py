@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -13,7 +14,8 @@ import pytest
 from bot import leaks
 from bot.deps import Deps
 from bot.errors import NotFound
-from bot.models import ImportBatch, ImportRun
+from bot.models import ImportRun
+from bot.progress import BatchStored
 from bot.slack.leaks import make_batch_listener
 from tests.conftest import make_deps, make_settings
 from tests.fakes.intercom import SKIP_REASON, FakeIntercom, specs_available
@@ -127,6 +129,21 @@ def slack() -> Iterator[FakeSlack]:
         yield fake
 
 
+def stored(run_id: str, record_ids: list[str]) -> BatchStored:
+    """What the progress service hands its batch listeners after a report is committed."""
+    return BatchStored(
+        run_id=run_id,
+        target="intercom",
+        batch=1,
+        ok=len(record_ids),
+        failed=0,
+        errors=(),
+        record_ids=tuple(record_ids),
+        reported_at=datetime.now(UTC),
+        guard_state="paused",
+    )
+
+
 async def test_alerts_go_to_the_runs_thread_or_the_channel(database_url, slack, intercom):
     settings = intercom_settings(database_url, **SLACK_SETTINGS)
     async with running_bot(settings, slack, httpx.ASGITransport(app=intercom)) as bot:
@@ -135,21 +152,19 @@ async def test_alerts_go_to_the_runs_thread_or_the_channel(database_url, slack, 
         await add_run(bot.deps, "run_2")  # reported without a progress message
         listener = make_batch_listener(bot.deps, bot.slack, sample=10)
 
-        await listener("run_1", ["c1", "c2"])
+        await listener(stored("run_1", ["c1", "c2"]))
         await bot.slack.drain()
         [alert] = slack.replies(CHANNEL, progress_ts)
         assert "Auto-reply" in alert["text"] and "Tag VIPs" in alert["text"]
         assert "conversation/c1|conversation c1>" in str(alert["blocks"])
 
-        batch = ImportBatch(run_id="run_2", batch=1, ok=2, failed=0, record_ids=["c3", "c2"])
-        run = ImportRun(id="run_2", target="intercom", name="Import run_2")
-        await listener(run, batch)
+        await listener(stored("run_2", ["c3", "c2"]))
         await bot.slack.drain()
         top = [m for m in bot.bot_messages() if m["thread_ts"] is None and "Workflow leak" in m["text"]]
         assert len(top) == 1 and "conversation c3" in str(top[0]["blocks"])
 
-        await listener("run_1", ["c1", "c2"])
-        await listener("run_2", ["c3"])
+        await listener(stored("run_1", ["c1", "c2"]))
+        await listener(stored("run_2", ["c3"]))
         await bot.slack.drain()
         assert len([m for m in slack.messages(CHANNEL) if "Workflow leak" in m["text"]]) == 2, "once each"
     slack.assert_no_spec_violations()
@@ -160,8 +175,8 @@ async def test_listener_returns_before_the_platform_answers(database_url, slack,
     async with running_bot(settings, slack, httpx.ASGITransport(app=intercom)) as bot:
         await add_run(bot.deps, "run_1")
         listener = make_batch_listener(bot.deps, bot.slack, sample=10)
-        await listener("run_1", ["c1"])
-        await listener("run_1", ["c3"])  # the run's previous sample is still being read: skipped
+        await listener(stored("run_1", ["c1"]))
+        await listener(stored("run_1", ["c3"]))  # the run's previous sample is still being read: skipped
         assert intercom.calls == [], "nothing read before the listener returned"
         await bot.slack.drain()
         assert {a.record_id for a in await leaks.alerts_of(bot.deps, "run_1")} == {"c1"}

@@ -67,7 +67,8 @@ def status_answer(reply: Reply, where: CardContext) -> tuple[str, list[Block]]:
     if view.next_reminder is not None:
         blocks.append(
             context(
-                f":alarm_clock: Next reminder ({view.next_reminder.kind}) {slack_date(view.next_reminder.due_at)}"
+                f":alarm_clock: Next reminder ({view.next_reminder.kind}) "
+                f"{slack_date(view.next_reminder.due_at)}"
             )
         )
     return f"{where.platform}: {guard.state}", _with_sandbox(blocks, where)

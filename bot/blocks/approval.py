@@ -91,7 +91,9 @@ def change_line(change: Change, *, with_status: bool = False) -> str:
     return f"{icon}{change.kind} {link}: {ACTION_WORDS.get(change.action, change.action)}{note}"
 
 
-def change_list(changes: Sequence[Change], *, with_status: bool = False, budget: int = LIST_CHARS) -> list[Block]:
+def change_list(
+    changes: Sequence[Change], *, with_status: bool = False, budget: int = LIST_CHARS
+) -> list[Block]:
     """At most LIST_LIMIT lines and about `budget` characters: Slack refuses very large messages
     as a whole, well under its per-block limits."""
     shown: list[str] = []
@@ -160,7 +162,8 @@ def applying_card(
         header(_title(request)),
         _facts(request, where),
         section(
-            f":hourglass_flowing_sand: Applying, approved by {mention(request.decided_by)}\n`{bar}` {done}/{total}"
+            f":hourglass_flowing_sand: Applying, approved by {mention(request.decided_by)}\n"
+            f"`{bar}` {done}/{total}"
         ),
     ]
     if where.sandbox:

@@ -41,7 +41,7 @@ def register(app: AsyncApp, deps: Deps, slack: SlackContext) -> None:
             await ack(text=f":warning: {error}", response_type="ephemeral")
             return
         await ack(
-            text=f":hourglass_flowing_sand: `{ids.SLASH_COMMAND} {command.get('text', '').strip() or 'help'}`…",
+            text=f":hourglass_flowing_sand: `{ids.SLASH_COMMAND} {name}`…",
             response_type="ephemeral",
         )
         slack.spawn(
@@ -73,7 +73,8 @@ async def deliver(slack: SlackContext, reply: Reply, command: dict[str, Any], re
             filename=f"{snapshot.id}.json",
             title=f"Snapshot {snapshot.id}",
             content=json.dumps(engine.snapshot_document(snapshot, automations), indent=2),
-            initial_comment=f"Snapshot `{snapshot.id}` taken by <@{command['user_id']}>: {len(automations)} automation(s).",
+            initial_comment=f"Snapshot `{snapshot.id}` taken by <@{command['user_id']}>: "
+            f"{len(automations)} automation(s).",
         )
         return
     builder = answers.BUILDERS.get(reply.kind)

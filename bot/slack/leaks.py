@@ -9,29 +9,26 @@ previous sample is still being read, the next batch is not sampled (it is a samp
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from sqlmodel import select
 
 from bot import leaks
 from bot.blocks.checklist import leak_alert
 from bot.deps import Deps
-from bot.models import ImportBatch, ImportRun, LeakAlert, TrackedWorkflow
+from bot.models import ImportRun, LeakAlert, TrackedWorkflow
+from bot.progress import BatchListener, BatchStored
 from bot.slack.context import SlackContext
 
 log = logging.getLogger(__name__)
 
-BatchListener = Callable[[ImportRun | str, ImportBatch | Sequence[str]], Awaitable[None]]
-
 
 def make_batch_listener(deps: Deps, slack: SlackContext, *, sample: int = leaks.SAMPLE) -> BatchListener:
-    """`await listener(run, batch)`: `run` an ImportRun or its id, `batch` an ImportBatch or the
-    batch's record ids. Returns at once; the sample is read in the background."""
+    """A progress batch listener: returns at once; the sample is read in the background."""
     busy: set[str] = set()
 
-    async def listener(run: ImportRun | str, batch: ImportBatch | Sequence[str]) -> None:
-        run_id = run if isinstance(run, str) else run.id
-        record_ids = list(batch.record_ids if isinstance(batch, ImportBatch) else batch)
+    async def listener(batch: BatchStored) -> None:
+        run_id, record_ids = batch.run_id, list(batch.record_ids)
         if not record_ids or not leaks.can_watch(deps) or run_id in busy:
             return
         busy.add(run_id)
