@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,36 +99,60 @@ def wait_until_up(url: str, timeout: float = 30.0) -> None:
 
 
 async def measure(url: str, args: argparse.Namespace, response_url: str) -> list[float]:
-    requests, concurrency, text = args.requests, args.concurrency, args.text
-    slots = asyncio.Semaphore(concurrency)
+    """Signed bodies are prepared before timing; aiohttp keeps the load generator's own CPU cost low
+    (on 2 cores it shares the machine with the server it measures)."""
+    slots = asyncio.Semaphore(args.concurrency)
     timings: list[float] = []
-    async with httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=concurrency)) as client:
 
-        async def one(i: int) -> None:
-            body = slash_command_body(text=text, user_id=f"U0USER{i % 50:04d}", response_url=response_url)
+    def prepared(count: int) -> list[tuple[str, dict[str, str]]]:
+        bodies = [
+            slash_command_body(text=args.text, user_id=f"U0USER{i % 50:04d}", response_url=response_url)
+            for i in range(count)
+        ]
+        return [(body, signed_headers(SECRET, body)) for body in bodies]
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency)) as session:
+
+        async def one(body: str, headers: dict[str, str]) -> None:
             async with slots:
-                headers = signed_headers(SECRET, body)
                 started = time.perf_counter()
-                response = await client.post(url, content=body, headers=headers)
+                async with session.post(url, data=body.encode(), headers=headers) as response:
+                    await response.read()
                 timings.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                raise SystemExit(f"{url}: HTTP {response.status_code} {response.text[:200]}")
+            if response.status != 200:
+                raise SystemExit(f"{url}: HTTP {response.status}")
 
-        await asyncio.gather(*(one(i) for i in range(20)))  # warm-up, not counted
+        await asyncio.gather(*(one(*request) for request in prepared(20)))  # warm-up, not counted
         timings.clear()
-        await asyncio.gather(*(one(i) for i in range(requests)))
+        await asyncio.gather(*(one(*request) for request in prepared(args.requests)))
     return timings
 
 
-def summary(name: str, timings: list[float]) -> tuple[float, float]:
+def one_round(
+    command: list[str], env: dict[str, str] | None, url: str, args: argparse.Namespace, response_url: str
+) -> list[float]:
+    """Start the server, measure, stop it."""
+    with process(command, env):
+        wait_until_up(url)  # any HTTP answer (405 for a GET here) means it is listening
+        return asyncio.run(measure(url, args, response_url))
+
+
+def p99(timings: list[float]) -> float:
     ordered = sorted(timings)
-    p50 = statistics.median(ordered) * 1000
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def median_round(measured: list[list[float]]) -> list[float]:
+    return sorted(measured, key=p99)[len(measured) // 2]
+
+
+def summary(name: str, timings: list[float]) -> float:
+    ordered = sorted(timings)
     print(
-        f"  {name:<28} n={len(ordered):>4}  p50 {p50:7.1f} ms   p99 {p99:7.1f} ms"
-        f"   max {ordered[-1] * 1000:7.1f} ms"
+        f"  {name:<28} n={len(ordered):>4}  p50 {statistics.median(ordered) * 1000:7.1f} ms"
+        f"   p99 {p99(ordered) * 1000:7.1f} ms   max {ordered[-1] * 1000:7.1f} ms"
     )
-    return p50, p99
+    return p99(ordered)
 
 
 def main() -> None:
@@ -137,6 +162,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--text", default="status", help="the slash command's text (default: status)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server (default: 3)")
     args = parser.parse_args()
 
     slack_port, guard_port, minimal_port = free_port(), free_port(), free_port()
@@ -168,25 +194,23 @@ def main() -> None:
         ]
         with process(fake_cmd):
             wait_until_up(f"{slack_url}api/api.test")
-            # One server at a time, so neither measurement pays for the other's background work.
-            with process(guard_cmd, env):
-                wait_until_up(f"http://127.0.0.1:{guard_port}/healthz")
-                guard = asyncio.run(
-                    measure(f"http://127.0.0.1:{guard_port}/slack/events", args, response_url)
-                )
-            with process(minimal_cmd):
-                wait_until_up(f"http://127.0.0.1:{minimal_port}/slack/events")
-                minimal = asyncio.run(
-                    measure(f"http://127.0.0.1:{minimal_port}/slack/events", args, response_url)
-                )
+            # One server at a time, so neither pays for the other's background work; alternating
+            # rounds, so one busy stretch of a 2-core machine does not decide the comparison: each
+            # line below is the round with the median p99.
+            guard_url = f"http://127.0.0.1:{guard_port}/slack/events"
+            minimal_url = f"http://127.0.0.1:{minimal_port}/slack/events"
+            guard_rounds, minimal_rounds = [], []
+            for _ in range(args.rounds):
+                guard_rounds.append(one_round(guard_cmd, env, guard_url, args, response_url))
+                minimal_rounds.append(one_round(minimal_cmd, None, minimal_url, args, response_url))
     print(
-        f"Slash-command acknowledgement, {args.requests} signed requests, "
-        f"concurrency {args.concurrency}, text {args.text!r}:"
+        f"Slash-command acknowledgement, {args.requests} signed requests, concurrency {args.concurrency}, "
+        f"text {args.text!r}, median of {args.rounds} rounds:"
     )
-    _, guard_p99 = summary("migration-guard serve", guard)
-    _, minimal_p99 = summary("minimal Bolt app (ack only)", minimal)
+    guard_p99 = summary("migration-guard serve", median_round(guard_rounds))
+    minimal_p99 = summary("minimal Bolt app (ack only)", median_round(minimal_rounds))
     ratio = guard_p99 / minimal_p99
-    verdict = "meets" if guard_p99 < 300 and ratio <= 1.5 else "MISSES"
+    verdict = "meets" if guard_p99 < 0.300 and ratio <= 1.5 else "MISSES"
     print(f"  p99 ratio guard/minimal: {ratio:.2f}  ({verdict} the target: p99 < 300 ms and within 1.5x)")
 
 

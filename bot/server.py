@@ -77,7 +77,7 @@ async def serve(settings: Settings, *, port: int | None = None) -> None:
         scheduler.shutdown(wait=False)
         if socket_mode is not None:
             await socket_mode.close_async()
-        await slack.drain(timeout=10)
+        await slack.aclose()
         await deps.aclose()
 
 

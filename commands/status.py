@@ -34,9 +34,10 @@ def add_arguments(parser: Parser) -> None:
 async def gather(ctx: Context) -> StatusView:
     deps = ctx.deps
     async with deps.db.session() as session:
-        guard = await store.get_guard(session, target=deps.target, platform=deps.platform.name)
-        await session.commit()
-        pause = await store.last_pause(session, target=deps.target)
+        # Read-only: a target never guarded is live, and asking must not write a row for it.
+        known = await session.get(Guard, deps.target)
+        guard = known or Guard(target=deps.target, platform=deps.platform.name)
+        pause = await session.get(ChangeRequest, guard.pause_request_id) if guard.pause_request_id else None
         counts = {}
         if pause is not None:
             counts = store.count_by(

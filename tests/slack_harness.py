@@ -109,7 +109,7 @@ async def running_bot(
         try:
             yield Bot(deps=deps, slack=slack, fake=fake, http=http)
         finally:
-            await slack.drain()
+            await slack.aclose()
             await deps.aclose()
 
 

@@ -3,6 +3,7 @@ fake Zendesk changes -> outcome on the card -> restore the same way -> Zendesk e
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -268,3 +269,22 @@ async def test_approver_groups_are_resolved_through_slack_and_cached(database_ur
         )
         assert "*applied*" in card_text(slack.message(CHANNEL, card["ts"]))
         assert len(slack.calls("usergroups.users.list")) == 1, "membership is cached between clicks"
+
+
+@pytest.mark.slow
+async def test_a_slow_platform_does_not_hold_up_status(sqlite_url, slack):
+    await upgrade(sqlite_url)
+    zendesk = FakeZendesk(rate_limit=100_000, slow=2.0)
+    seed(zendesk, 2)
+    settings = zendesk_settings(sqlite_url, **SLACK_SETTINGS)
+    async with running_bot(settings, slack, httpx.ASGITransport(app=zendesk)) as bot:
+        await bot.command("pause", wait=False)
+        started = time.perf_counter()
+        await bot.command("status", wait=False)
+        while not bot.said_to(REQUESTER) and time.perf_counter() - started < 5:  # noqa: ASYNC110 (fake in a thread)
+            await asyncio.sleep(0.02)
+        assert any("zendesk" in text.lower() and "live" in text for text in bot.said_to(REQUESTER))
+        assert time.perf_counter() - started < 1.5, "status answered while the pause still reads Zendesk"
+        assert bot.bot_messages() == []
+        await bot.slack.drain()
+        assert len(bot.bot_messages()) == 1

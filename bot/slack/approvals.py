@@ -38,17 +38,10 @@ def card_context(slack: SlackContext) -> CardContext:
 
 
 def register(app: AsyncApp, deps: Deps, slack: SlackContext) -> None:
-    def on(action_id: str, handler: Any) -> None:
-        async def listener(ack: Any, body: dict[str, Any], respond: Respond) -> None:
-            await ack()
-            slack.spawn(slack.run_safely(handler(slack, body, respond), respond), name=action_id)
-
-        app.action(action_id)(listener)
-
-    on(ids.APPROVE_REQUEST, approve)
-    on(ids.REJECT_REQUEST, reject)
-    on(ids.RETRY_REQUEST, retry)
-    on(ids.REPLAN_REQUEST, replan)
+    slack.on_action(app, ids.APPROVE_REQUEST, approve)
+    slack.on_action(app, ids.REJECT_REQUEST, reject)
+    slack.on_action(app, ids.RETRY_REQUEST, retry)
+    slack.on_action(app, ids.REPLAN_REQUEST, replan)
 
 
 async def open_request(slack: SlackContext, outcome: Outcome, respond: Respond) -> None:

@@ -35,11 +35,7 @@ log = logging.getLogger(__name__)
 def register(app: AsyncApp, deps: Deps, slack: SlackContext) -> None:
     approvals.PLATFORM_NOTES["intercom"] = INTERCOM_NOTES  # what Intercom's API can and cannot suppress
 
-    async def listener(ack: Any, body: dict[str, Any], respond: Respond) -> None:
-        await ack()
-        slack.spawn(slack.run_safely(confirm(slack, body, respond), respond), name=ids.CONFIRM_MANUAL_STEP)
-
-    app.action(ids.CONFIRM_MANUAL_STEP)(listener)
+    slack.on_action(app, ids.CONFIRM_MANUAL_STEP, confirm)
 
 
 async def open_checklist(slack: SlackContext, outcome: engine.Outcome) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from typing import Any
 
@@ -33,8 +34,21 @@ def parse(text: str) -> tuple[str, argparse.Namespace]:
         raise UsageError(f"{error}\nusage: {ids.SLASH_COMMAND} {module.USAGE}") from None
 
 
+# Work after the ack runs in two small lanes: a burst of commands waits its turn instead of crowding
+# the event loop that acknowledges the next ones, and a slow helpdesk (pause reads every automation)
+# never holds up `status` or `help`.
+LANES = {"platform": 2, "local": 1}
+PLATFORM_COMMANDS = frozenset({"snapshot", "pause", "restore", "track", "untrack"})
+
+
 def register(app: AsyncApp, deps: Deps, slack: SlackContext) -> None:
-    async def on_command(ack: Any, command: dict[str, Any], respond: Respond) -> None:
+    lanes = {lane: asyncio.Semaphore(size) for lane, size in LANES.items()}
+
+    async def answer(name: str, args: argparse.Namespace, command: dict[str, Any], respond: Respond) -> None:
+        async with lanes["platform" if name in PLATFORM_COMMANDS else "local"]:
+            await slack.run_safely(execute(slack, name, args, command, respond), respond)
+
+    async def on_command(ack: Any, command: dict[str, Any]) -> None:
         try:
             name, args = parse(command.get("text", ""))
         except UsageError as error:
@@ -44,9 +58,8 @@ def register(app: AsyncApp, deps: Deps, slack: SlackContext) -> None:
             text=f":hourglass_flowing_sand: `{ids.SLASH_COMMAND} {name}`…",
             response_type="ephemeral",
         )
-        slack.spawn(
-            slack.run_safely(execute(slack, name, args, command, respond), respond), name=f"command:{name}"
-        )
+        respond = slack.responder(command.get("response_url"))
+        slack.spawn(answer(name, args, command, respond), name=f"command:{name}")
 
     app.command(ids.SLASH_COMMAND)(on_command)
 

@@ -10,9 +10,12 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.base import PlatformError
 from bot.deps import Deps
@@ -21,6 +24,7 @@ from bot.errors import GuardError, UsageError, error_id
 log = logging.getLogger(__name__)
 
 Respond = Callable[..., Awaitable[Any]]
+Handler = Callable[["SlackContext", dict[str, Any], Respond], Coroutine[Any, Any, Any]]
 GROUP_CACHE_SECONDS = 300
 
 
@@ -30,6 +34,7 @@ class SlackContext:
     client: AsyncWebClient
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _groups: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
+    _http: aiohttp.ClientSession | None = None
 
     def __post_init__(self) -> None:
         if not any(isinstance(h, AsyncRateLimitErrorRetryHandler) for h in self.client.retry_handlers):
@@ -38,6 +43,39 @@ class SlackContext:
     @property
     def channel(self) -> str | None:
         return self.deps.settings.guard_channel
+
+    def on_action(self, app: AsyncApp, action_id: str, handler: Handler) -> None:
+        """Register a button: ack at once, run `handler(slack, body, respond)` after the ack, and
+        render its errors in the one place (run_safely)."""
+
+        async def listener(ack: Any, body: dict[str, Any]) -> None:
+            await ack()
+            respond = self.responder(body.get("response_url"))
+            self.spawn(self.run_safely(handler(self, body, respond), respond), name=action_id)
+
+        app.action(action_id)(listener)
+
+    def responder(self, response_url: str | None) -> Respond:
+        """Answer through a `response_url` on one shared HTTP session (Bolt's own `respond` opens a
+        new session, and a new connection, for every message)."""
+
+        async def respond(**message: Any) -> Any:
+            if not response_url:
+                raise GuardError("this interaction has no response_url to answer on")
+            client = AsyncWebhookClient(response_url, session=self._session())
+            return await client.send_dict({k: v for k, v in message.items() if v is not None})
+
+        return respond
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        return self._http
+
+    async def aclose(self) -> None:
+        await self.drain(timeout=10)
+        if self._http is not None:
+            await self._http.close()
 
     def spawn(self, work: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
         """Run work after the ack; keep a reference so it is neither collected nor forgotten."""

@@ -37,16 +37,9 @@ METADATA_EVENT = "migration_guard_reminder"
 
 
 def register(app: AsyncApp, deps: Deps, slack: SlackContext) -> None:
-    def on(action_id: str, handler: Any) -> None:
-        async def listener(ack: Any, body: dict[str, Any], respond: Respond) -> None:
-            await ack()
-            slack.spawn(slack.run_safely(handler(slack, body, respond), respond), name=action_id)
-
-        app.action(action_id)(listener)
-
-    on(ids.RESTORE_NOW, restore_now)
-    on(ids.SNOOZE_REMINDER, snooze)
-    on(ids.ACK_REMINDER, acknowledge)
+    slack.on_action(app, ids.RESTORE_NOW, restore_now)
+    slack.on_action(app, ids.SNOOZE_REMINDER, snooze)
+    slack.on_action(app, ids.ACK_REMINDER, acknowledge)
 
 
 # ---- delivery --------------------------------------------------------------------------------
