@@ -46,9 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, help="HTTP port (default: PORT or 3000)")
     for name, module in CLI_COMMANDS.items():
-        sub = verbs.add_parser(
-            name, help=(module.__doc__ or "").strip().splitlines()[0], parents=[_command_parser(module)]
-        )
+        summary = (module.__doc__ or "").strip().splitlines()[0]
+        sub = verbs.add_parser(name, help=summary, description=summary, parents=[_command_parser(module)])
         if name in ("pause", "restore"):
             sub.add_argument(
                 "--yes",
