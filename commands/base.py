@@ -49,5 +49,4 @@ class Reply:
     text: str
     kind: str = "message"
     data: Any = None
-    public: bool = False  # Slack: post in the channel rather than answer only the asker
     extra: dict[str, Any] = field(default_factory=dict)

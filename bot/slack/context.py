@@ -155,9 +155,8 @@ class SlackContext:
         except Exception:
             ident = error_id()
             log.exception("unexpected error %s", ident)
-            await _say(
-                respond, f":boom: Something went wrong (error id `{ident}`). Nothing further was changed."
-            )
+            message = f":boom: Something went wrong (error id `{ident}`). Check `/migration status` first."
+            await _say(respond, message)
 
 
 async def _say(respond: Respond, text: str) -> None:
