@@ -30,6 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from adapters.base import Action, AutomationGone
 from adapters.intercom import DRAFT, LIVE, PAUSED, PLAN_RESTRICTED
 from bot import engine, store
+from bot.approvals import IsMember
 from bot.deps import Deps
 from bot.errors import ConflictError, NotFound, PermissionDenied
 from bot.locks import apply_lock
@@ -45,7 +46,6 @@ from bot.models import (
 from bot.settings import Settings
 
 T = TypeVar("T")
-IsMember = Callable[[str, list[str]], Awaitable[bool]]
 
 VERIFIED, MISMATCH, UNVERIFIABLE = "verified", "mismatch", "unverifiable"
 REMINDER_KIND = "checklist"

@@ -35,6 +35,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import store
+from bot.approvals import IsMember
 from bot.deps import Deps
 from bot.errors import ConflictError, NotFound, PermissionDenied, UsageError
 from bot.models import (
@@ -82,7 +83,6 @@ RETRY_BACKOFF = (timedelta(seconds=30), timedelta(minutes=30))
 # reminder.slack_channel. Given by the Slack layer.
 Delivered = str | tuple[str, str]
 Deliver = Callable[[Reminder], Awaitable[Delivered]]
-IsMember = Callable[[str, list[str]], Awaitable[bool]]
 
 
 # ---- hooks (inside the engine's transactions) ------------------------------------------------
