@@ -37,7 +37,7 @@ async def gather(ctx: Context) -> StatusView:
         # Read-only: a target never guarded is live, and asking must not write a row for it.
         known = await session.get(Guard, deps.target)
         guard = known or Guard(target=deps.target, platform=deps.platform.name)
-        pause = await session.get(ChangeRequest, guard.pause_request_id) if guard.pause_request_id else None
+        pause = await store.last_pause(session, target=deps.target)
         counts = {}
         if pause is not None:
             counts = store.count_by(
